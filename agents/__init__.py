@@ -1,0 +1,1 @@
+"""Agents for lm_envs: the custom DQN and the baselines it is measured against."""

@@ -1,0 +1,1 @@
+"""Single (non-batched) environment classes."""

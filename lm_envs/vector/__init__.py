@@ -1,0 +1,1 @@
+"""Native batched (``gymnasium.vector.VectorEnv``) environment classes."""
