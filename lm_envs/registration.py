@@ -12,6 +12,8 @@ ENVIRONMENTS: dict[str, dict] = {
         "reward_threshold": None,
         "kwargs": {},
     },
+    # Exact-answer tasks are added below this line.
+    # Generation and known-entropy source ids are added below this line.
 }
 
 
