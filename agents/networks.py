@@ -31,7 +31,9 @@ class QNetwork(nn.Module):
         **encoder_kwargs: int,
     ) -> None:
         super().__init__()
-        self.encoder = TokenWindowEncoder(vocab_size, context_length, kind=encoder, **encoder_kwargs)
+        self.encoder = TokenWindowEncoder(
+            vocab_size, context_length, kind=encoder, **encoder_kwargs
+        )
         self.dueling = dueling
         self.head = nn.Linear(self.encoder.out_dim, vocab_size)
         if dueling:

@@ -86,7 +86,9 @@ def split_documents(documents: tuple[str, ...] | list[str], split: str) -> list[
     the last 5% test.
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}.{suggest(split, SPLITS)}")
+        raise ValueError(
+            f"split must be one of {list(SPLITS)}, got {split!r}.{suggest(split, SPLITS)}"
+        )
     index = SPLITS.index(split)
     if len(documents) >= MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT:
         ordered = sorted(documents, key=lambda doc: hashlib.sha256(doc.encode("utf-8")).digest())

@@ -29,7 +29,9 @@ class EncodedSplit:
     doc_lengths: np.ndarray  # int64, tokens per document including its <eos>
 
 
-def encode_split(corpus: Corpus, tokenizer: LMTokenizer, split: str, use_cache: bool = True) -> EncodedSplit:
+def encode_split(
+    corpus: Corpus, tokenizer: LMTokenizer, split: str, use_cache: bool = True
+) -> EncodedSplit:
     """Encode one split of ``corpus``; cached on disk by content hash and tokenizer."""
     key = hash_strings([corpus.fingerprint, split, tokenizer.to_json()])[:32]
     folder = cache_dir() / "encoded"
@@ -75,7 +77,9 @@ class TokenWindows:
         return self.stream[positions[:, None] + offsets]
 
 
-def build_windows(split: EncodedSplit, context_length: int, pad_id: int, eos_id: int) -> TokenWindows:
+def build_windows(
+    split: EncodedSplit, context_length: int, pad_id: int, eos_id: int
+) -> TokenWindows:
     """Lay out ``split`` with ``context_length`` pad ids before each document."""
     lengths = np.asarray(split.doc_lengths, dtype=np.int64)
     n_docs = len(lengths)
@@ -107,7 +111,9 @@ class CorpusData:
 
 @functools.lru_cache(maxsize=8)
 def load_corpus_data(
-    corpus: str | os.PathLike = "pydoc", tokenizer: str | os.PathLike = "char", vocab_size: int | None = None
+    corpus: str | os.PathLike = "pydoc",
+    tokenizer: str | os.PathLike = "char",
+    vocab_size: int | None = None,
 ) -> CorpusData:
     """Load a corpus, build its tokenizer on the training split and encode all splits.
 
@@ -122,8 +128,14 @@ def load_corpus_data(
 
 @functools.lru_cache(maxsize=16)
 def load_windows(
-    corpus: str | os.PathLike, tokenizer: str | os.PathLike, vocab_size: int | None, split: str, context_length: int
+    corpus: str | os.PathLike,
+    tokenizer: str | os.PathLike,
+    vocab_size: int | None,
+    split: str,
+    context_length: int,
 ) -> TokenWindows:
     """Return the memoized :class:`TokenWindows` of one split."""
     data = load_corpus_data(corpus, tokenizer, vocab_size)
-    return build_windows(data.splits[split], context_length, data.tokenizer.pad_id, data.tokenizer.eos_id)
+    return build_windows(
+        data.splits[split], context_length, data.tokenizer.pad_id, data.tokenizer.eos_id
+    )

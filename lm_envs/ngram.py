@@ -46,7 +46,7 @@ class NGramModel:
     def __init__(self, order: int, vocab_size: int, pad_id: int) -> None:
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
             raise ValueError(f"order must be an int >= 1, got {order!r}.")
-        if vocab_size ** order > _MAX_KEY:
+        if vocab_size**order > _MAX_KEY:
             max_order = int(np.floor(np.log(_MAX_KEY) / np.log(vocab_size)))
             raise ValueError(
                 f"order={order} with vocab_size={vocab_size} overflows 64-bit n-gram keys; "
@@ -81,9 +81,13 @@ class NGramModel:
         return self
 
     def _count(self, context_keys: np.ndarray, tokens: np.ndarray) -> _OrderTable:
-        pair_keys, pair_counts = np.unique(context_keys * self.vocab_size + tokens, return_counts=True)
+        pair_keys, pair_counts = np.unique(
+            context_keys * self.vocab_size + tokens, return_counts=True
+        )
         pair_context = pair_keys // self.vocab_size
-        unique_contexts, pair_starts, types = np.unique(pair_context, return_index=True, return_counts=True)
+        unique_contexts, pair_starts, types = np.unique(
+            pair_context, return_index=True, return_counts=True
+        )
         context_counts = np.add.reduceat(pair_counts, pair_starts)
         return _OrderTable(
             context_keys=unique_contexts,

@@ -63,7 +63,9 @@ class LMTokenizer:
         pad_id = tokenizer.token_to_id(PAD_TOKEN)
         eos_id = tokenizer.token_to_id(EOS_TOKEN)
         if pad_id is None or eos_id is None:
-            raise ValueError(f"tokenizer lacks {PAD_TOKEN!r} or {EOS_TOKEN!r}; build it with load_tokenizer.")
+            raise ValueError(
+                f"tokenizer lacks {PAD_TOKEN!r} or {EOS_TOKEN!r}; build it with load_tokenizer."
+            )
         self.pad_id: int = pad_id
         self.eos_id: int = eos_id
         self.unk_id: int | None = tokenizer.token_to_id(UNK_TOKEN)
@@ -76,7 +78,9 @@ class LMTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Return the token ids of ``text`` (no special tokens added) in :attr:`dtype`."""
-        return np.asarray(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=self.dtype)
+        return np.asarray(
+            self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=self.dtype
+        )
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Encode several texts in parallel; returns one id array per text."""
@@ -165,7 +169,9 @@ def _validate_vocab_size(kind: str, vocab_size: int | None) -> None:
             raise ValueError("tokenizer='bpe' needs vocab_size, e.g. vocab_size=4096.")
         return
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__} ({vocab_size!r}).")
+        raise TypeError(
+            f"vocab_size must be an int, got {type(vocab_size).__name__} ({vocab_size!r})."
+        )
     maximum = int(np.iinfo(np.uint32).max) + 1
     if kind == "bpe" and not 258 + 1 <= vocab_size <= maximum:
         raise ValueError(
@@ -173,7 +179,9 @@ def _validate_vocab_size(kind: str, vocab_size: int | None) -> None:
             f"(256 bytes, 2 specials, 1 merge) to {maximum}."
         )
     if kind == "char" and vocab_size < 4:
-        raise ValueError(f"vocab_size={vocab_size} is too small for tokenizer='char'; use at least 4.")
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small for tokenizer='char'; use at least 4."
+        )
     if kind == "byte" and vocab_size != 258:
         raise ValueError(
             f"tokenizer='byte' has exactly 258 ids, got vocab_size={vocab_size}; pass vocab_size=None."
@@ -199,7 +207,9 @@ def load_tokenizer(
         ValueError: unknown kind, missing file, or a vocab_size the kind cannot have.
     """
     if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"tokenizer must be a string or path, got {type(spec).__name__} ({spec!r}).")
+        raise TypeError(
+            f"tokenizer must be a string or path, got {type(spec).__name__} ({spec!r})."
+        )
     spec_text = os.fspath(spec)
     if spec_text not in TOKENIZER_KINDS:
         path = Path(spec_text).expanduser()
@@ -240,6 +250,11 @@ def load_tokenizer(
 def describe(tokenizer: LMTokenizer) -> str:
     """Return a one-line JSON description (kind, vocab size, special ids) for reports."""
     return json.dumps(
-        {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id,
-         "eos_id": tokenizer.eos_id, "unk_id": tokenizer.unk_id}
+        {
+            "kind": tokenizer.kind,
+            "vocab_size": tokenizer.vocab_size,
+            "pad_id": tokenizer.pad_id,
+            "eos_id": tokenizer.eos_id,
+            "unk_id": tokenizer.unk_id,
+        }
     )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from lm_envs.errors import suggest
+
+_AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
 
 def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -37,7 +40,9 @@ def check_action(action: object, vocab_size: int) -> int:
         )
     action = int(action)
     if not 0 <= action < vocab_size:
-        raise ValueError(f"action {action} is out of range; valid token ids are 0 .. {vocab_size - 1}.")
+        raise ValueError(
+            f"action {action} is out of range; valid token ids are 0 .. {vocab_size - 1}."
+        )
     return action
 
 
@@ -53,5 +58,20 @@ def check_actions(actions: object, num_envs: int, vocab_size: int) -> np.ndarray
     array = array.astype(np.int64, copy=False)
     if array.min() < 0 or array.max() >= vocab_size:
         bad = array[(array < 0) | (array >= vocab_size)][0]
-        raise ValueError(f"action {bad} is out of range; valid token ids are 0 .. {vocab_size - 1}.")
+        raise ValueError(
+            f"action {bad} is out of range; valid token ids are 0 .. {vocab_size - 1}."
+        )
     return array
+
+
+def parse_autoreset_mode(mode: object) -> AutoresetMode:
+    """Return the AutoresetMode named by ``mode`` (``"next_step"`` or ``"same_step"``)."""
+    if mode in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+        return mode
+    name = mode
+    if not isinstance(name, str) or name not in _AUTORESET_MODES:
+        hint = suggest(name, _AUTORESET_MODES) if isinstance(name, str) else ""
+        raise ValueError(
+            f"autoreset_mode must be one of {list(_AUTORESET_MODES)}, got {mode!r}.{hint}"
+        )
+    return _AUTORESET_MODES[name]

@@ -76,15 +76,21 @@ def make_setup(
         key = (corpus_key, tokenizer_key, vocab_size, reference_order)
         reference = _REFERENCE_CACHE.get(key)
         if reference is None:
-            train = load_windows(corpus_key, tokenizer_key, vocab_size, "train", max(reference_order - 1, 1))
+            train = load_windows(
+                corpus_key, tokenizer_key, vocab_size, "train", max(reference_order - 1, 1)
+            )
             reference = fit_ngram(train, reference_order, data.tokenizer.vocab_size)
             _REFERENCE_CACHE[key] = reference
     mask = data.tokenizer.action_mask()
     mask.flags.writeable = False
-    return NextTokenSetup(data.tokenizer, windows, context_length, episode_length, reward, reference, mask)
+    return NextTokenSetup(
+        data.tokenizer, windows, context_length, episode_length, reward, reference, mask
+    )
 
 
-def render_step(tokenizer: LMTokenizer, window: np.ndarray, action: int | None, target: int | None) -> str:
+def render_step(
+    tokenizer: LMTokenizer, window: np.ndarray, action: int | None, target: int | None
+) -> str:
     """Return the decoded context with the last action marked as ``[[action]]``."""
     context = tokenizer.decode(window[window != tokenizer.pad_id])
     if action is None:
@@ -163,13 +169,22 @@ class LMNextTokenEnv(gym.Env):
         if render_mode is not None:
             check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
         self.setup = make_setup(
-            corpus, tokenizer, vocab_size, context_length, episode_length, split, reward, reference_order
+            corpus,
+            tokenizer,
+            vocab_size,
+            context_length,
+            episode_length,
+            split,
+            reward,
+            reference_order,
         )
         self.render_mode = render_mode
         self.tokenizer = self.setup.tokenizer
         vocab = self.setup.vocab_size
         self.action_space = spaces.Discrete(vocab)
-        self.observation_space = spaces.Box(0, vocab - 1, shape=(self.setup.context_length,), dtype=OBS_DTYPE)
+        self.observation_space = spaces.Box(
+            0, vocab - 1, shape=(self.setup.context_length,), dtype=OBS_DTYPE
+        )
         self._position = 0
         self._steps = 0
         self._done = True
@@ -229,5 +244,7 @@ class LMNextTokenEnv(gym.Env):
             return None
         if self._last is None:
             return render_step(self.tokenizer, self._observation(), None, None)
-        window = self.setup.windows.stream[self._position - 1 - self.setup.context_length : self._position - 1]
+        window = self.setup.windows.stream[
+            self._position - 1 - self.setup.context_length : self._position - 1
+        ]
         return render_step(self.tokenizer, window, *self._last)

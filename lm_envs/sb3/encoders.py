@@ -46,8 +46,13 @@ class TokenWindowEncoder(nn.Module):
                 f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
                 "pick embed_dim as a multiple of num_heads."
             )
-        for name, value in (("vocab_size", vocab_size), ("context_length", context_length),
-                            ("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("context_length", context_length),
+            ("embed_dim", embed_dim),
+            ("hidden_dim", hidden_dim),
+            ("num_layers", num_layers),
+        ):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
         self.kind = kind
@@ -67,11 +72,20 @@ class TokenWindowEncoder(nn.Module):
         else:
             self.position = nn.Parameter(torch.zeros(context_length, embed_dim))
             layer = nn.TransformerEncoderLayer(
-                embed_dim, num_heads, dim_feedforward=hidden_dim, dropout=0.0, batch_first=True, norm_first=True
+                embed_dim,
+                num_heads,
+                dim_feedforward=hidden_dim,
+                dropout=0.0,
+                batch_first=True,
+                norm_first=True,
             )
-            self.body = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
+            self.body = nn.TransformerEncoder(
+                layer, num_layers=num_layers, enable_nested_tensor=False
+            )
             self.register_buffer(
-                "causal_mask", nn.Transformer.generate_square_subsequent_mask(context_length), persistent=False
+                "causal_mask",
+                nn.Transformer.generate_square_subsequent_mask(context_length),
+                persistent=False,
             )
             self.norm = nn.LayerNorm(embed_dim)
             self.out_dim = embed_dim

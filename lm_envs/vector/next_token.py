@@ -14,7 +14,7 @@ from gymnasium.vector.utils import batch_space
 from lm_envs.corpora import DEFAULT_CORPUS
 from lm_envs.data import OBS_DTYPE
 from lm_envs.envs.next_token import make_setup, render_step
-from lm_envs.validation import check_actions, check_choice, check_int
+from lm_envs.validation import check_actions, check_choice, check_int, parse_autoreset_mode
 
 
 class LMNextTokenVectorEnv(VectorEnv):
@@ -25,6 +25,12 @@ class LMNextTokenVectorEnv(VectorEnv):
     ignores that sub-environment's action, returns its first observation of a new episode with
     reward 0 and neither flag set. ``infos["target"]`` holds the true tokens (``_target`` marks
     the entries that are valid).
+
+    With ``autoreset_mode="same_step"`` a finished sub-environment restarts inside the same
+    step instead: the returned row is the new episode's first observation and
+    ``infos["final_obs"]`` (an int32 (num_envs, L) array, rows valid where ``_final_obs`` is
+    True) holds the observation that ended the episode. Stable-Baselines3's VecEnv expects
+    this mode.
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -41,13 +47,23 @@ class LMNextTokenVectorEnv(VectorEnv):
         reward: str = "match",
         reference_order: int = 3,
         render_mode: str | None = None,
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
         self.num_envs = check_int("num_envs", num_envs, 1)
+        self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         if render_mode is not None:
             check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
         self.render_mode = render_mode
         self.setup = make_setup(
-            corpus, tokenizer, vocab_size, context_length, episode_length, split, reward, reference_order
+            corpus,
+            tokenizer,
+            vocab_size,
+            context_length,
+            episode_length,
+            split,
+            reward,
+            reference_order,
         )
         self.tokenizer = self.setup.tokenizer
         vocab = self.setup.vocab_size
@@ -71,7 +87,9 @@ class LMNextTokenVectorEnv(VectorEnv):
 
     def action_masks(self) -> np.ndarray:
         """Return a bool array (num_envs, V): True for token ids that are valid actions."""
-        return np.broadcast_to(self.setup.action_mask, (self.num_envs, self.setup.vocab_size)).copy()
+        return np.broadcast_to(
+            self.setup.action_mask, (self.num_envs, self.setup.vocab_size)
+        ).copy()
 
     def _observe(self) -> np.ndarray:
         return self._window_view[self._positions - self.setup.context_length]
@@ -82,7 +100,9 @@ class LMNextTokenVectorEnv(VectorEnv):
             self._positions[i] = targets[self._rngs[i].integers(len(targets))]
         self._steps[indices] = 0
 
-    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ):
         """Reset every sub-environment; ``seed`` is an int (sub-env i gets seed + i) or a list."""
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
@@ -91,7 +111,9 @@ class LMNextTokenVectorEnv(VectorEnv):
         else:
             seeds = list(seed)
             if len(seeds) != self.num_envs:
-                raise ValueError(f"seed list has {len(seeds)} entries; expected num_envs={self.num_envs}.")
+                raise ValueError(
+                    f"seed list has {len(seeds)} entries; expected num_envs={self.num_envs}."
+                )
         if seed is not None or not self._rngs:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         self._reset_envs(np.arange(self.num_envs))
@@ -115,8 +137,7 @@ class LMNextTokenVectorEnv(VectorEnv):
         if self.setup.reward == "match":
             rewards = (actions == targets).astype(np.float32)
         else:
-            order = max(self.setup.reference.order - 1, 1)
-            contexts = self._window_view[self._positions - order]
+            contexts = self._window_view[self._positions - self.setup.context_length]
             rewards = self.setup.reference.log_prob(contexts, actions).astype(np.float32)
 
         # Advance the context with the true token; the text ends at <eos>.
@@ -130,10 +151,24 @@ class LMNextTokenVectorEnv(VectorEnv):
             rewards[reset_ids] = 0.0
             terminated[reset_ids] = False
             truncated[reset_ids] = False
-        self._needs_reset = terminated | truncated
-
+        done = terminated | truncated
         self._last_actions, self._last_targets = actions, targets
-        infos = {"target": targets, "_target": ~autoreset}
+        infos: dict[str, Any] = {"target": targets, "_target": ~autoreset}
+
+        if self.autoreset_mode is AutoresetMode.SAME_STEP:
+            # Finished sub-environments restart now; their last observation goes in the infos.
+            if done.any():
+                done_ids = np.flatnonzero(done)
+                final_obs = np.zeros((self.num_envs, self.setup.context_length), dtype=OBS_DTYPE)
+                final_obs[done_ids] = self._window_view[
+                    self._positions[done_ids] - self.setup.context_length
+                ]
+                infos["final_obs"] = final_obs
+                infos["_final_obs"] = done
+                self._reset_envs(done_ids)
+            return self._observe(), rewards, terminated, truncated, infos
+
+        self._needs_reset = done
         return self._observe(), rewards, terminated, truncated, infos
 
     def render(self) -> tuple[str, ...] | None:
@@ -147,5 +182,12 @@ class LMNextTokenVectorEnv(VectorEnv):
                 texts.append(render_step(self.tokenizer, window, None, None))
             else:
                 window = self._window_view[self._positions[i] - 1 - context_length]
-                texts.append(render_step(self.tokenizer, window, int(self._last_actions[i]), int(self._last_targets[i])))
+                texts.append(
+                    render_step(
+                        self.tokenizer,
+                        window,
+                        int(self._last_actions[i]),
+                        int(self._last_targets[i]),
+                    )
+                )
         return tuple(texts)
