@@ -81,7 +81,8 @@ def split_documents(documents: tuple[str, ...] | list[str], split: str) -> list[
     """Return one split of ``documents``: deterministic, and disjoint from the other splits.
 
     Corpora with many documents are split by whole documents, ordered by a hash of their
-    content, so the assignment does not depend on file order. Smaller corpora are split inside
+    content, so the assignment does not depend on file order. Exact duplicate documents are
+    kept once, so the same text can never land in two splits. Smaller corpora are split inside
     each document at line boundaries: the first 90% of its lines train, the next 5% validate,
     the last 5% test.
     """
@@ -90,8 +91,9 @@ def split_documents(documents: tuple[str, ...] | list[str], split: str) -> list[
             f"split must be one of {list(SPLITS)}, got {split!r}.{suggest(split, SPLITS)}"
         )
     index = SPLITS.index(split)
-    if len(documents) >= MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT:
-        ordered = sorted(documents, key=lambda doc: hashlib.sha256(doc.encode("utf-8")).digest())
+    unique = list(dict.fromkeys(documents))
+    if len(unique) >= MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT:
+        ordered = sorted(unique, key=lambda doc: hashlib.sha256(doc.encode("utf-8")).digest())
         start, stop = _split_bounds(len(ordered), index)
         return ordered[start:stop]
     pieces = []

@@ -16,7 +16,7 @@ def _isolated_cache(tmp_path_factory):
 
 @pytest.fixture
 def tiny_corpus(tmp_path):
-    """A small multilingual corpus folder written by the test (40 short documents)."""
+    """A small multilingual corpus folder written by the test (40 distinct short documents)."""
     folder = tmp_path / "corpus"
     folder.mkdir()
     lines = [
@@ -26,6 +26,6 @@ def tiny_corpus(tmp_path):
         "emoji 😀🎉 and mixed 日本語 text. ",
     ]
     for i in range(40):
-        text = "".join(lines[(i + j) % len(lines)] for j in range(6)) + "\n"
+        text = f"document {i}. " + "".join(lines[(i + j) % len(lines)] for j in range(6)) + "\n"
         (folder / f"doc{i:02d}.txt").write_text(text, encoding="utf-8")
     return folder
