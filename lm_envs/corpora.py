@@ -23,8 +23,8 @@ EMBEDDED_CORPORA = ("pydoc",)
 SPLITS = ("train", "validation", "test")
 # Fractions of the corpus given to each split, in SPLITS order.
 SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
-# With at least this many documents a corpus is split by whole documents; with fewer, each
-# document is cut at line boundaries so that a single-file corpus still gets three splits.
+# A corpus with at least this many documents is split by whole documents. A smaller corpus is
+# cut inside each document at line boundaries, so a single-file corpus still gets three splits.
 MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT = 20
 
 

@@ -1,0 +1,1 @@
+"""Benchmark scripts: speed and learning measurements that write JSON, Markdown and plots."""
