@@ -13,6 +13,42 @@ ENVIRONMENTS: dict[str, dict] = {
         "kwargs": {},
     },
     # Exact-answer tasks are added below this line.
+    "LMCopy-v0": {
+        "entry_point": "lm_envs.tasks.copying:LMCopyEnv",
+        "vector_entry_point": "lm_envs.vector.tasks:LMCopyVectorEnv",
+        "reward_threshold": 0.95,
+        "kwargs": {},
+    },
+    "LMReverse-v0": {
+        "entry_point": "lm_envs.tasks.reordering:LMReverseEnv",
+        "vector_entry_point": "lm_envs.vector.tasks:LMReverseVectorEnv",
+        "reward_threshold": 0.95,
+        "kwargs": {},
+    },
+    "LMRepeatCopy-v0": {
+        "entry_point": "lm_envs.tasks.copying:LMRepeatCopyEnv",
+        "vector_entry_point": "lm_envs.vector.tasks:LMRepeatCopyVectorEnv",
+        "reward_threshold": 0.95,
+        "kwargs": {},
+    },
+    "LMDuplicatedInput-v0": {
+        "entry_point": "lm_envs.tasks.copying:LMDuplicatedInputEnv",
+        "vector_entry_point": "lm_envs.vector.tasks:LMDuplicatedInputVectorEnv",
+        "reward_threshold": 0.95,
+        "kwargs": {},
+    },
+    "LMAddition-v0": {
+        "entry_point": "lm_envs.tasks.addition:LMAdditionEnv",
+        "vector_entry_point": "lm_envs.vector.tasks:LMAdditionVectorEnv",
+        "reward_threshold": 0.95,
+        "kwargs": {},
+    },
+    "LMSort-v0": {
+        "entry_point": "lm_envs.tasks.reordering:LMSortEnv",
+        "vector_entry_point": "lm_envs.vector.tasks:LMSortVectorEnv",
+        "reward_threshold": 0.95,
+        "kwargs": {},
+    },
     # Generation and known-entropy source ids are added below this line.
 }
 
