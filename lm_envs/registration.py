@@ -50,6 +50,36 @@ ENVIRONMENTS: dict[str, dict] = {
         "kwargs": {},
     },
     # Generation and known-entropy source ids are added below this line.
+    "LMGenerate-v0": {
+        "entry_point": "lm_envs.envs.generate:LMGenerateEnv",
+        "vector_entry_point": "lm_envs.vector.generate:LMGenerateVectorEnv",
+        "reward_threshold": None,
+        "kwargs": {},
+    },
+    "MarkovNextToken-v0": {
+        "entry_point": "lm_envs.sources.envs:MarkovNextTokenEnv",
+        "vector_entry_point": "lm_envs.vector.sources:MarkovNextTokenVectorEnv",
+        "reward_threshold": None,
+        "kwargs": {},
+    },
+    "MarkovGenerate-v0": {
+        "entry_point": "lm_envs.sources.envs:MarkovGenerateEnv",
+        "vector_entry_point": "lm_envs.vector.sources:MarkovGenerateVectorEnv",
+        "reward_threshold": None,
+        "kwargs": {},
+    },
+    "GrammarNextToken-v0": {
+        "entry_point": "lm_envs.sources.envs:GrammarNextTokenEnv",
+        "vector_entry_point": "lm_envs.vector.sources:GrammarNextTokenVectorEnv",
+        "reward_threshold": None,
+        "kwargs": {},
+    },
+    "GrammarGenerate-v0": {
+        "entry_point": "lm_envs.sources.envs:GrammarGenerateEnv",
+        "vector_entry_point": "lm_envs.vector.sources:GrammarGenerateVectorEnv",
+        "reward_threshold": None,
+        "kwargs": {},
+    },
 }
 
 

@@ -153,6 +153,8 @@ class LMNextTokenEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    reward_summary = 'match: 1 if the action is the true next token, else 0; log_prob: n-gram log-probability (nats)'
+    episode_end_summary = "terminated at the document's <eos>; truncated after episode_length steps"
 
     def __init__(
         self,
