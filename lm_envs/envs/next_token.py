@@ -13,12 +13,12 @@ from gymnasium import spaces
 
 from lm_envs.corpora import DEFAULT_CORPUS, SPLITS
 from lm_envs.data import OBS_DTYPE, TokenWindows, load_corpus_data, load_windows
-from lm_envs.ngram import NGramModel, fit_ngram
+from lm_envs.ngram import NGramModel
+from lm_envs.reference import clip_log_prob, ngram_reference
 from lm_envs.tokenizer import LMTokenizer
 from lm_envs.validation import check_action, check_choice, check_int
 
 REWARDS = ("match", "log_prob")
-_REFERENCE_CACHE: dict[tuple, NGramModel] = {}
 
 
 @dataclass
@@ -73,14 +73,7 @@ def make_setup(
         )
     reference = None
     if reward == "log_prob":
-        key = (corpus_key, tokenizer_key, vocab_size, reference_order)
-        reference = _REFERENCE_CACHE.get(key)
-        if reference is None:
-            train = load_windows(
-                corpus_key, tokenizer_key, vocab_size, "train", max(reference_order - 1, 1)
-            )
-            reference = fit_ngram(train, reference_order, data.tokenizer.vocab_size)
-            _REFERENCE_CACHE[key] = reference
+        reference = ngram_reference(corpus_key, tokenizer_key, vocab_size, reference_order)
     mask = data.tokenizer.action_mask()
     mask.flags.writeable = False
     return NextTokenSetup(
@@ -124,7 +117,8 @@ class LMNextTokenEnv(gym.Env):
 
     * ``reward="match"``: 1 if the action is the true next token, else 0.
     * ``reward="log_prob"``: natural-log probability (nats, <= 0) of the action under an
-      interpolated n-gram model of order ``reference_order`` fitted on the training split.
+      interpolated n-gram model of order ``reference_order`` fitted on the training split,
+      clipped below at ``lm_envs.reference.LOG_PROB_FLOOR`` (-30) so ``<pad>`` stays finite.
 
     ## Starting state
 
@@ -229,7 +223,7 @@ class LMNextTokenEnv(gym.Env):
         else:
             order = self.setup.reference.order
             context = stream[self._position - max(order - 1, 1) : self._position][None, :]
-            reward = float(self.setup.reference.log_prob(context, np.array([action]))[0])
+            reward = float(clip_log_prob(self.setup.reference.log_prob(context, np.array([action])))[0])
 
         self._last = (action, target)
         self._position += 1

@@ -14,6 +14,7 @@ from gymnasium.vector.utils import batch_space
 from lm_envs.corpora import DEFAULT_CORPUS
 from lm_envs.data import OBS_DTYPE
 from lm_envs.envs.next_token import make_setup, render_step
+from lm_envs.reference import clip_log_prob
 from lm_envs.validation import check_actions, check_choice, check_int, parse_autoreset_mode
 
 
@@ -138,7 +139,7 @@ class LMNextTokenVectorEnv(VectorEnv):
             rewards = (actions == targets).astype(np.float32)
         else:
             contexts = self._window_view[self._positions - self.setup.context_length]
-            rewards = self.setup.reference.log_prob(contexts, actions).astype(np.float32)
+            rewards = clip_log_prob(self.setup.reference.log_prob(contexts, actions)).astype(np.float32)
 
         # Advance the context with the true token; the text ends at <eos>.
         terminated = targets == self.setup.windows.eos_id

@@ -84,6 +84,13 @@ def test_log_prob_reward_matches_reference(tiny_corpus):
     assert reward < 0
 
 
+def test_log_prob_reward_of_pad_is_floored(tiny_corpus):
+    env = gym.make("LMNextToken-v0", corpus=str(tiny_corpus), reward="log_prob")
+    env.reset(seed=0)
+    _, reward, _, _, _ = env.step(env.unwrapped.tokenizer.pad_id)
+    assert reward == -30.0
+
+
 def test_termination_at_end_of_document(tiny_corpus):
     env = gym.make("LMNextToken-v0", corpus=str(tiny_corpus), episode_length=1000)
     base = env.unwrapped
