@@ -88,7 +88,8 @@ def render_step(
     context = tokenizer.decode(window[window != tokenizer.pad_id])
     if action is None:
         return context
-    verdict = "match" if action == target else f"miss, target {tokenizer.decode([target])!r}"
+    target_text = tokenizer.decode([target], skip_special_tokens=False)
+    verdict = "match" if action == target else f"miss, target {target_text!r}"
     return f"{context}[[{tokenizer.decode([action], skip_special_tokens=False)}]] ({verdict})"
 
 
