@@ -11,6 +11,7 @@ A spec is one of:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -158,9 +159,45 @@ def _load_path(path: Path) -> list[str]:
     return [_read_utf8(p) for p in files]
 
 
+@contextlib.contextmanager
+def _hub_offline():
+    """Keep the Hugging Face libraries offline for the duration of the block.
+
+    The environment variables only take effect when ``datasets`` is first imported, and the
+    libraries copy them into module constants then; so the constants are set as well, and
+    everything is restored afterwards.
+    """
+    saved_env = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    os.environ.update({key: "1" for key in saved_env})
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    saved_constants = [
+        (module, name, getattr(module, name))
+        for module, name in (
+            (datasets.config, "HF_HUB_OFFLINE"),
+            (datasets.config, "HF_DATASETS_OFFLINE"),
+            (hub_constants, "HF_HUB_OFFLINE"),
+        )
+        if hasattr(module, name)
+    ]
+    for module, name, _ in saved_constants:
+        setattr(module, name, True)
+    try:
+        yield datasets
+    finally:
+        for module, name, value in saved_constants:
+            setattr(module, name, value)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _load_hf(name_and_config: str) -> list[str]:
     try:
-        import datasets
+        import datasets  # noqa: F401
     except ImportError:
         raise ImportError(
             "corpus 'hf:...' needs the Hugging Face datasets package; install it with "
@@ -169,25 +206,19 @@ def _load_hf(name_and_config: str) -> list[str]:
     name, _, config = name_and_config.partition(":")
     if not name:
         raise ValueError("corpus 'hf:' needs a dataset name, e.g. 'hf:wikitext:wikitext-2-raw-v1'.")
-    # Offline mode: the product never downloads at run time, so only the local cache is read.
-    previous = os.environ.get("HF_DATASETS_OFFLINE")
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    try:
-        if Path(name).exists():
-            loaded = datasets.load_from_disk(name)
-        else:
-            loaded = datasets.load_dataset(name, config or None)
-    except (FileNotFoundError, ConnectionError, ValueError) as error:
-        raise UnknownCorpusError(
-            f"Hugging Face dataset {name_and_config!r} is not in the local cache ({error}). "
-            "Download it once with datasets.load_dataset on a machine with network access, "
-            "or save it with Dataset.save_to_disk and pass 'hf:PATH'."
-        ) from None
-    finally:
-        if previous is None:
-            os.environ.pop("HF_DATASETS_OFFLINE", None)
-        else:
-            os.environ["HF_DATASETS_OFFLINE"] = previous
+    # The product never downloads at run time, so only the local cache is read.
+    with _hub_offline() as datasets:
+        try:
+            if Path(name).exists():
+                loaded = datasets.load_from_disk(name)
+            else:
+                loaded = datasets.load_dataset(name, config or None)
+        except (FileNotFoundError, ConnectionError, ValueError) as error:
+            raise UnknownCorpusError(
+                f"Hugging Face dataset {name_and_config!r} is not in the local cache ({error}). "
+                "Download it once with datasets.load_dataset on a machine with network access, "
+                "or save it with Dataset.save_to_disk and pass 'hf:PATH'."
+            ) from None
     if isinstance(loaded, datasets.DatasetDict):
         parts = [loaded[key] for key in sorted(loaded)]
     else:
