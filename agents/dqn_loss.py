@@ -14,13 +14,14 @@ from torch.nn import functional as F
 
 def masked_max(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Return the max over valid actions per row, (B,); rows without a valid action give 0."""
-    best = values.masked_fill(~masks, float("-inf")).max(dim=1).values
+    best = torch.where(masks, values, float("-inf")).max(dim=1).values
     return torch.where(masks.any(dim=1), best, torch.zeros_like(best))
 
 
 def masked_argmax(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Return the index of the best valid action per row, (B,) int64."""
-    return values.masked_fill(~masks, float("-inf")).argmax(dim=1)
+    # torch.where skips the inverted-mask tensor that masked_fill(~masks, ...) would allocate.
+    return torch.where(masks, values, float("-inf")).argmax(dim=1)
 
 
 def soft_state_value(values: torch.Tensor, masks: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -243,17 +243,23 @@ class ReplayBuffer:
         if overwritten.any():
             self._num_valid -= int(self.valid[slots[overwritten], ids[overwritten]].sum())
 
-        self.obs[slots, ids] = obs
-        self.actions[slots, ids] = actions
-        self.rewards[slots, ids] = rewards
-        self.terminated[slots, ids] = terminated
-        self.ended[slots, ids] = np.logical_or(terminated, truncated)
-        self.valid[slots, ids] = valid_rows
+        # When every column is appended at one shared slot (every Rollout.step under next-step
+        # autoreset), a basic-slicing write of that row replaces the slower scatter by (slot, id)
+        # pairs.
+        where = (slots, ids)
+        if env_ids is None and (slots == slots[0]).all():
+            where = (int(slots[0]), slice(None))
+        self.obs[where] = obs
+        self.actions[where] = actions
+        self.rewards[where] = rewards
+        self.terminated[where] = terminated
+        self.ended[where] = np.logical_or(terminated, truncated)
+        self.valid[where] = valid_rows
         mask_ids = self._mask_ids_of(masks, count)
         if self.mask_ids is None and mask_ids.any():
             self.mask_ids = np.zeros((self.rows, self.num_envs), dtype=np.uint16)
         if self.mask_ids is not None:
-            self.mask_ids[slots, ids] = mask_ids
+            self.mask_ids[where] = mask_ids
         if self.tree is not None:
             priority = self.max_priority**self.alpha
             self.tree.update(slots * self.num_envs + ids, np.where(valid_rows, priority, 0.0))
