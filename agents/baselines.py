@@ -232,7 +232,7 @@ class NGramAgent:
 
 @dataclass
 class SupervisedConfig:
-    """Network and optimiser settings of :class:`SupervisedAgent`.
+    """Network and optimizer settings of :class:`SupervisedAgent`.
 
     The network fields are the keyword arguments of :class:`agents.networks.QNetwork`; set them
     as in the DQN's config so that the two learners have the same network.
@@ -271,7 +271,7 @@ class SupervisedAgent:
         action_mask: bool (V,), True for valid token ids (``tokenizer.action_mask()``).
         config: network and training settings.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or a torch device.
-        seed: seeds the network initialisation and the example order.
+        seed: seeds the network initialization and the example order.
     """
 
     def __init__(
