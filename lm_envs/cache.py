@@ -38,11 +38,19 @@ def hash_strings(parts: list[str]) -> str:
     return digest.hexdigest()
 
 
+def _umask_mode() -> int:
+    # mkstemp creates files readable by the owner only; give results the usual 0o666 & ~umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp_name, _umask_mode())
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -64,6 +72,7 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp_name, _umask_mode())
     try:
         with os.fdopen(fd, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
