@@ -43,7 +43,10 @@ def git_commit() -> str | None:
     """Return the current commit hash, or None outside a git checkout."""
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.CalledProcessError):

@@ -45,15 +45,22 @@ def _make(impl: str, num_envs: int, env_kwargs: dict):
 
         return step, env.close
     if impl == "sync":
-        env = gym.make_vec("LMNextToken-v0", num_envs=num_envs, vectorization_mode="sync", **env_kwargs)
+        env = gym.make_vec(
+            "LMNextToken-v0", num_envs=num_envs, vectorization_mode="sync", **env_kwargs
+        )
     elif impl == "native":
         env = gym.make_vec(
-            "LMNextToken-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs
+            "LMNextToken-v0",
+            num_envs=num_envs,
+            vectorization_mode="vector_entry_point",
+            **env_kwargs,
         )
     elif impl == "sb3_dummy":
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        env = DummyVecEnv([lambda: gym.make("LMNextToken-v0", **env_kwargs) for _ in range(num_envs)])
+        env = DummyVecEnv(
+            [lambda: gym.make("LMNextToken-v0", **env_kwargs) for _ in range(num_envs)]
+        )
         env.seed(0)
         env.reset()
         return (lambda actions: env.step(actions)), env.close
@@ -129,15 +136,23 @@ def plot(results: list[dict], path: Path) -> None:
 
     lengths = sorted({r["context_length"] for r in results})
     fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4), squeeze=False)
-    for axis, length in zip(axes[0], lengths):
+    for axis, length in zip(axes[0], lengths, strict=True):
         for impl in IMPLEMENTATIONS:
             rows = sorted(
-                (r for r in results if r["implementation"] == impl and r["context_length"] == length),
+                (
+                    r
+                    for r in results
+                    if r["implementation"] == impl and r["context_length"] == length
+                ),
                 key=lambda r: r["num_envs"],
             )
             if rows:
-                axis.plot([r["num_envs"] for r in rows], [r["steps_per_second"] for r in rows],
-                          marker="o", label=impl)
+                axis.plot(
+                    [r["num_envs"] for r in rows],
+                    [r["steps_per_second"] for r in rows],
+                    marker="o",
+                    label=impl,
+                )
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("num_envs")
@@ -154,15 +169,34 @@ def plot(results: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 256, 1024, 4096],
-                        help="batch sizes to measure (1024 is where the headline ratios are taken)")
-    parser.add_argument("--context-lengths", type=int, nargs="+", default=[32, 128, 1024],
-                        help="observation window lengths in tokens")
-    parser.add_argument("--implementations", nargs="+", default=list(IMPLEMENTATIONS),
-                        choices=IMPLEMENTATIONS, help="which ways of stepping to measure")
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        nargs="+",
+        default=[1, 16, 256, 1024, 4096],
+        help="batch sizes to measure (1024 is where the headline ratios are taken)",
+    )
+    parser.add_argument(
+        "--context-lengths",
+        type=int,
+        nargs="+",
+        default=[32, 128, 1024],
+        help="observation window lengths in tokens",
+    )
+    parser.add_argument(
+        "--implementations",
+        nargs="+",
+        default=list(IMPLEMENTATIONS),
+        choices=IMPLEMENTATIONS,
+        help="which ways of stepping to measure",
+    )
     parser.add_argument("--seconds", type=float, default=1.0, help="wall-clock seconds per cell")
-    parser.add_argument("--max-python-envs", type=int, default=4096,
-                        help="skip sync and sb3_dummy above this many sub-environments")
+    parser.add_argument(
+        "--max-python-envs",
+        type=int,
+        default=4096,
+        help="skip sync and sb3_dummy above this many sub-environments",
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/throughput"))
     args = parser.parse_args(argv)
     if args.seconds <= 0:
@@ -178,17 +212,42 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
                 row = measure(impl, num_envs, length, args.seconds, vocab_size)
                 results.append(row)
-                print(f"{impl:>10} num_envs={num_envs:>5} L={length:>5}: "
-                      f"{row['steps_per_second']:>14,.0f} steps/s", flush=True)
+                print(
+                    f"{impl:>10} num_envs={num_envs:>5} L={length:>5}: "
+                    f"{row['steps_per_second']:>14,.0f} steps/s",
+                    flush=True,
+                )
 
     summary = summarize(results)
-    payload = {"machine": machine_description(), "commit": git_commit(), "corpus": "pydoc",
-               "tokenizer": "char", "summary": summary, "results": results}
+    payload = {
+        "machine": machine_description(),
+        "commit": git_commit(),
+        "corpus": "pydoc",
+        "tokenizer": "char",
+        "summary": summary,
+        "results": results,
+    }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_json(args.output_dir / "throughput.json", payload)
-    headers = ["implementation", "num_envs", "context_length", "steps/s", "steps/CPU-s", "us/env-step"]
-    rows = [[r["implementation"], r["num_envs"], r["context_length"], r["steps_per_second"],
-             r["steps_per_cpu_second"], r["microseconds_per_env_step"]] for r in results]
+    headers = [
+        "implementation",
+        "num_envs",
+        "context_length",
+        "steps/s",
+        "steps/CPU-s",
+        "us/env-step",
+    ]
+    rows = [
+        [
+            r["implementation"],
+            r["num_envs"],
+            r["context_length"],
+            r["steps_per_second"],
+            r["steps_per_cpu_second"],
+            r["microseconds_per_env_step"],
+        ]
+        for r in results
+    ]
     table = markdown_table(headers, rows)
     summary_lines = "".join(f"- {key}: {value:.4g}\n" for key, value in summary.items())
     from lm_envs.cache import atomic_write_text
