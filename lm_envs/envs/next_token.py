@@ -148,7 +148,7 @@ class LMNextTokenEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
-    reward_summary = 'match: 1 if the action is the true next token, else 0; log_prob: n-gram log-probability (nats)'
+    reward_summary = "match: 1 if the action is the true next token, else 0; log_prob: n-gram log-probability (nats)"
     episode_end_summary = "terminated at the document's <eos>; truncated after episode_length steps"
 
     def __init__(
@@ -224,7 +224,9 @@ class LMNextTokenEnv(gym.Env):
         else:
             order = self.setup.reference.order
             context = stream[self._position - max(order - 1, 1) : self._position][None, :]
-            reward = float(clip_log_prob(self.setup.reference.log_prob(context, np.array([action])))[0])
+            reward = float(
+                clip_log_prob(self.setup.reference.log_prob(context, np.array([action])))[0]
+            )
 
         self._last = (action, target)
         self._position += 1

@@ -139,7 +139,9 @@ class LMNextTokenVectorEnv(VectorEnv):
             rewards = (actions == targets).astype(np.float32)
         else:
             contexts = self._window_view[self._positions - self.setup.context_length]
-            rewards = clip_log_prob(self.setup.reference.log_prob(contexts, actions)).astype(np.float32)
+            rewards = clip_log_prob(self.setup.reference.log_prob(contexts, actions)).astype(
+                np.float32
+            )
 
         # Advance the context with the true token; the text ends at <eos>.
         terminated = targets == self.setup.windows.eos_id
