@@ -166,7 +166,10 @@ def _build_bpe(train_texts: Sequence[str], vocab_size: int) -> Tokenizer:
 def _validate_vocab_size(kind: str, vocab_size: int | None) -> None:
     if vocab_size is None:
         if kind == "bpe":
-            raise ValueError("tokenizer='bpe' needs vocab_size, e.g. vocab_size=4096.")
+            raise ValueError(
+                "tokenizer='bpe' needs vocab_size, e.g. vocab_size=4096 in Python or "
+                "--vocab-size 4096 on the command line."
+            )
         return
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
         raise TypeError(
