@@ -75,3 +75,19 @@ def parse_autoreset_mode(mode: object) -> AutoresetMode:
             f"autoreset_mode must be one of {list(_AUTORESET_MODES)}, got {mode!r}.{hint}"
         )
     return _AUTORESET_MODES[name]
+
+
+def sub_env_seeds(seed: int | list[int | None] | None, num_envs: int) -> list[int | None]:
+    """Return one seed per sub-environment: ``seed + i`` for an int, the list itself, or Nones.
+
+    Sub-environment i of a batch reset with ``seed`` then follows the same trajectory as a
+    single environment reset with ``seed + i``.
+    """
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return [int(seed) + i for i in range(num_envs)]
+    seeds = list(seed)
+    if len(seeds) != num_envs:
+        raise ValueError(f"seed list has {len(seeds)} entries; expected num_envs={num_envs}.")
+    return seeds

@@ -12,7 +12,13 @@ from gymnasium.vector.utils import batch_space
 
 from lm_envs.data import OBS_DTYPE
 from lm_envs.envs.batch import BatchCore
-from lm_envs.validation import check_actions, check_choice, check_int, parse_autoreset_mode
+from lm_envs.validation import (
+    check_actions,
+    check_choice,
+    check_int,
+    parse_autoreset_mode,
+    sub_env_seeds,
+)
 
 
 def merge_row_infos(
@@ -78,16 +84,7 @@ class BatchCoreVectorEnv(VectorEnv):
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ):
         """Reset every sub-environment. ``seed`` is an int (sub-env i gets seed + i) or a list."""
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(
-                    f"seed list has {len(seeds)} entries; expected num_envs={self.num_envs}."
-                )
+        seeds = sub_env_seeds(seed, self.num_envs)
         if seed is not None or not self._rngs:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         infos: dict[str, np.ndarray] = {}

@@ -15,7 +15,13 @@ from lm_envs.corpora import DEFAULT_CORPUS
 from lm_envs.data import OBS_DTYPE
 from lm_envs.envs.next_token import make_setup, render_step
 from lm_envs.reference import clip_log_prob
-from lm_envs.validation import check_actions, check_choice, check_int, parse_autoreset_mode
+from lm_envs.validation import (
+    check_actions,
+    check_choice,
+    check_int,
+    parse_autoreset_mode,
+    sub_env_seeds,
+)
 
 
 class LMNextTokenVectorEnv(VectorEnv):
@@ -105,16 +111,7 @@ class LMNextTokenVectorEnv(VectorEnv):
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ):
         """Reset every sub-environment; ``seed`` is an int (sub-env i gets seed + i) or a list."""
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(
-                    f"seed list has {len(seeds)} entries; expected num_envs={self.num_envs}."
-                )
+        seeds = sub_env_seeds(seed, self.num_envs)
         if seed is not None or not self._rngs:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         self._reset_envs(np.arange(self.num_envs))

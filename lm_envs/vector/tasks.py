@@ -16,7 +16,7 @@ from lm_envs.tasks.copying import LMCopyEnv, LMDuplicatedInputEnv, LMRepeatCopyE
 from lm_envs.tasks.env import ExactAnswerEnv, render_episode
 from lm_envs.tasks.episodes import AnswerBatch
 from lm_envs.tasks.reordering import LMReverseEnv, LMSortEnv
-from lm_envs.validation import check_actions, check_int, parse_autoreset_mode
+from lm_envs.validation import check_actions, check_int, parse_autoreset_mode, sub_env_seeds
 
 
 class ExactAnswerVectorEnv(VectorEnv):
@@ -92,16 +92,7 @@ class ExactAnswerVectorEnv(VectorEnv):
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ):
         """Reset every sub-environment; ``seed`` is an int (sub-env i gets seed + i) or a list."""
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(
-                    f"seed list has {len(seeds)} entries; expected num_envs={self.num_envs}."
-                )
+        seeds = sub_env_seeds(seed, self.num_envs)
         if seed is not None or not self._rngs:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         self._start(np.arange(self.num_envs))
