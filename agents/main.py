@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 import lm_envs  # noqa: F401  (registers the environment ids)
@@ -277,6 +278,27 @@ class TrainedAgent:
     train_steps: int | None = None  # environment steps (DQN) or training examples (supervised)
 
 
+# Share of <unk> targets in the validation split above which the job warns.
+UNKNOWN_TOKEN_WARNING = 0.01
+
+
+def warn_unknown_tokens(tokenizer: LMTokenizer, windows: TokenWindows) -> float:
+    """Warn on stderr when many validation targets are ``<unk>``; return their share.
+
+    No agent can emit ``<unk>``, so every such target counts as a miss for all of them.
+    """
+    if tokenizer.unk_id is None or len(windows.targets) == 0:
+        return 0.0
+    share = float(np.mean(windows.stream[windows.targets] == tokenizer.unk_id))
+    if share > UNKNOWN_TOKEN_WARNING:
+        print(
+            f"{PROGRAM}: warning: {share:.1%} of validation tokens are <unk>, which no agent "
+            "can predict; raise --vocab-size or leave it unset to keep every training character.",
+            file=sys.stderr,
+        )
+    return share
+
+
 def prepare(args: argparse.Namespace) -> JobData:
     """Load the corpus, tokenizer and training environment named by ``args``.
 
@@ -301,7 +323,8 @@ def prepare(args: argparse.Namespace) -> JobData:
         reward="match",
     )
     # The validation split must exist with at least one token before any time goes to training.
-    load_windows(args.corpus, args.tokenizer, args.vocab_size, EVALUATION_SPLIT, 1)
+    validation = load_windows(args.corpus, args.tokenizer, args.vocab_size, EVALUATION_SPLIT, 1)
+    warn_unknown_tokens(tokenizer, validation)
     return JobData(tokenizer, train, env, dqn_config(args), ngram)
 
 

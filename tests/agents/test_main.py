@@ -292,3 +292,24 @@ def test_git_commit_in_checkout():
     info = git_commit()
     assert len(info["commit"]) == 40
     assert isinstance(info["dirty"], bool)
+
+
+def test_unknown_token_share_warns(tiny_corpus, capsys):
+    from agents.main import warn_unknown_tokens
+    from lm_envs.data import load_corpus_data, load_windows
+
+    data = load_corpus_data(str(tiny_corpus), "char", 6)
+    windows = load_windows(str(tiny_corpus), "char", 6, "validation", 1)
+    share = warn_unknown_tokens(data.tokenizer, windows)
+    assert share > 0.5
+    assert "of validation tokens are <unk>" in capsys.readouterr().err
+
+
+def test_unknown_token_share_silent_without_unk(tiny_corpus, capsys):
+    from agents.main import warn_unknown_tokens
+    from lm_envs.data import load_corpus_data, load_windows
+
+    data = load_corpus_data(str(tiny_corpus), "byte", None)
+    windows = load_windows(str(tiny_corpus), "byte", None, "validation", 1)
+    assert warn_unknown_tokens(data.tokenizer, windows) == 0.0
+    assert capsys.readouterr().err == ""
