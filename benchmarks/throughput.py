@@ -80,10 +80,12 @@ def measure(impl: str, num_envs: int, context_length: int, seconds: float, vocab
     """Step one implementation for about ``seconds`` and return its rates."""
     env_kwargs = {"context_length": context_length, "episode_length": 128}
     step, close = _make(impl, num_envs, env_kwargs)
+
     rng = np.random.default_rng(0)
     action_bank = rng.integers(2, vocab_size, size=(64, num_envs))
     for i in range(3):  # warm-up
         step(action_bank[i])
+
     steps = 0
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     deadline = wall_start + seconds
@@ -96,6 +98,7 @@ def measure(impl: str, num_envs: int, context_length: int, seconds: float, vocab
     wall = time.perf_counter() - wall_start
     cpu = time.process_time() - cpu_start
     close()
+
     env_steps = steps * num_envs
     return {
         "implementation": impl,

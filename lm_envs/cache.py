@@ -1,7 +1,7 @@
 """The on-disk cache for trained tokenizers and encoded corpora.
 
 Every file is written to a temporary name in its final folder and then renamed, so a reader in
-another process sees either the complete file or no file.
+another process reads either the complete file or no file.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def smallest_uint_dtype(vocab_size: int) -> np.dtype:
-    """Return the smallest unsigned integer dtype that holds the ids ``0 .. vocab_size - 1``."""
+    """Return the smallest unsigned integer dtype that can store the ids ``0 .. vocab_size - 1``."""
     for dtype in (np.uint8, np.uint16, np.uint32):
         if vocab_size - 1 <= np.iinfo(dtype).max:
             return np.dtype(dtype)

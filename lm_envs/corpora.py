@@ -163,9 +163,9 @@ def _load_path(path: Path) -> list[str]:
 def _hub_offline():
     """Keep the Hugging Face libraries offline for the duration of the block.
 
-    The environment variables only take effect when ``datasets`` is first imported, and the
-    libraries copy them into module constants then; so the constants are set as well, and
-    everything is restored afterwards.
+    The libraries copy the environment variables into module constants when ``datasets`` is
+    first imported. Setting the variables is therefore not enough after that import, so the
+    constants are set too. Both are restored afterwards.
     """
     saved_env = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     os.environ.update({key: "1" for key in saved_env})

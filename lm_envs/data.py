@@ -1,7 +1,7 @@
 """Encoded corpus splits and the token layout that next-token environments read.
 
 An encoded split is every document's ids followed by ``<eos>``, stored in the cache as the
-smallest unsigned dtype that holds the vocabulary and memory-mapped on load.
+smallest unsigned dtype that can store every id of the vocabulary and memory-mapped on load.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def encode_split(
 class TokenWindows:
     """A split laid out for fast window reads.
 
-    ``stream`` holds each document preceded by ``context_length`` pad ids, so the window of the
+    ``stream`` contains each document preceded by ``context_length`` pad ids, so the window of the
     ``context_length`` ids before any position is one slice and is left-padded at a document
     start. ``targets`` are the stream positions an agent predicts: every document token and each
     document's ``<eos>``.

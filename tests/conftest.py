@@ -41,3 +41,13 @@ def tiny_corpus(tmp_path):
         text = f"document {i}. " + "".join(lines[(i + j) % len(lines)] for j in range(6)) + "\n"
         (folder / f"doc{i:02d}.txt").write_text(text, encoding="utf-8")
     return folder
+
+
+@pytest.fixture
+def abc_corpus(tmp_path):
+    """Forty distinct documents of the repeated text "abc" (the next token is always known)."""
+    folder = tmp_path / "abc"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"doc{i:02d}.txt").write_text("abc" * (10 + i), encoding="utf-8")
+    return folder

@@ -61,6 +61,8 @@ def make_setup(
             f"reference_order={reference_order} needs context_length >= {reference_order - 1}, "
             f"got context_length={context_length}; raise context_length or lower reference_order."
         )
+
+    # Load the data; plain strings as keys so in-process caches match str and Path arguments.
     corpus_key = os.fspath(corpus) if isinstance(corpus, os.PathLike) else corpus
     tokenizer_key = os.fspath(tokenizer) if isinstance(tokenizer, os.PathLike) else tokenizer
     data = load_corpus_data(corpus_key, tokenizer_key, vocab_size)
@@ -71,9 +73,11 @@ def make_setup(
             f"one episode of episode_length={episode_length}; lower episode_length or use a "
             "larger corpus."
         )
+
     reference = None
     if reward == "log_prob":
         reference = ngram_reference(corpus_key, tokenizer_key, vocab_size, reference_order)
+
     mask = data.tokenizer.action_mask()
     mask.flags.writeable = False
     return NextTokenSetup(

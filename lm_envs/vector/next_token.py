@@ -30,7 +30,7 @@ class LMNextTokenVectorEnv(VectorEnv):
     Sub-environment ``i`` reset with ``seed + i`` follows exactly the trajectory of a single
     environment reset with that seed. Autoreset is next-step: the step after an episode ends
     ignores that sub-environment's action, returns its first observation of a new episode with
-    reward 0 and neither flag set. ``infos["target"]`` holds the true tokens (``_target`` marks
+    reward 0 and neither flag set. ``infos["target"]`` contains the true tokens (``_target`` marks
     the entries that are valid).
 
     With ``autoreset_mode="same_step"`` a finished sub-environment restarts inside the same

@@ -18,25 +18,6 @@ from agents.dqn import DQN, DQNConfig
 NUM_ENVS = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small networks run fastest on one thread; a second one spins against other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def abc_corpus(tmp_path):
-    """Forty distinct documents of the repeated text "abc"."""
-    folder = tmp_path / "abc"
-    folder.mkdir()
-    for i in range(40):
-        (folder / f"doc{i:02d}.txt").write_text("abc" * (10 + i), encoding="utf-8")
-    return folder
-
-
 def make_env(corpus, num_envs=NUM_ENVS):
     return gym.make_vec(
         "LMNextToken-v0",

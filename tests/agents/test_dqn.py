@@ -27,25 +27,6 @@ from agents.networks import QNetwork
 from agents.schedules import LinearSchedule, per_env_epsilons, sample_valid_actions
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small networks run fastest on one thread; a second one spins against other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def abc_corpus(tmp_path):
-    """Forty distinct documents of the repeated text "abc" (the next token is always known)."""
-    folder = tmp_path / "abc"
-    folder.mkdir()
-    for i in range(40):
-        (folder / f"doc{i:02d}.txt").write_text("abc" * (10 + i), encoding="utf-8")
-    return folder
-
-
 def make_env(corpus, num_envs=16, split="train", **kwargs):
     settings = dict(context_length=4, episode_length=32, split=split)
     settings.update(kwargs)

@@ -17,14 +17,6 @@ from lm_envs.data import load_corpus_data, load_windows
 CONTEXT = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_agent(corpus, seed=0, context_length=CONTEXT, **kwargs) -> DQN:
     env = gym.make_vec(
         "LMNextToken-v0",

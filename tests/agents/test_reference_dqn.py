@@ -15,14 +15,6 @@ from agents.reference_dqn import Args, library_config, linear_schedule, main, pa
 from agents.schedules import LinearSchedule
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def small_args(tiny_corpus) -> Args:
     """A budget that crosses learning_starts, several target syncs and a few episode ends."""

@@ -63,7 +63,8 @@ def test_atomic_writes_leave_no_partial_files(tmp_path):
     for thread in threads:
         thread.join()
     content = target.read_text()
-    assert len(content) == 10_000 and len(set(content)) == 1
+    assert len(content) == 10_000
+    assert len(set(content)) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
     atomic_save_npy(tmp_path / "a.npy", np.arange(3))
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), [0, 1, 2])

@@ -132,7 +132,8 @@ def test_render_marks_action(tiny_corpus):
     assert isinstance(env.render(), str)
     env.step(3)
     text = env.render()
-    assert "[[" in text and "]]" in text
+    assert "[[" in text
+    assert "]]" in text
     assert "match" in text or "miss" in text
 
 

@@ -31,19 +31,6 @@ ENV_ID = "LMNextToken-v0"
 LEARNED_ACCURACY = 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run torch on one thread while these tests run.
-
-    The networks are tiny. On a busy 2-core machine, intra-op threads waiting for each other
-    made the recipes 5 to 10 times slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def env_kwargs(tiny_corpus):
     return {"corpus": str(tiny_corpus), "context_length": 8, "episode_length": 32}

@@ -90,8 +90,11 @@ def test_bpe_vocab_size_respected():
     assert tokenizer.dtype == np.uint16
 
 
-def test_byte_dtype_is_uint16_and_char_small_is_uint8():
+def test_byte_ids_stored_as_uint16():
     assert load_tokenizer("byte").dtype == np.uint16
+
+
+def test_small_char_ids_stored_as_uint8():
     assert load_tokenizer("char", train_texts=["abc"]).dtype == np.uint8
 
 

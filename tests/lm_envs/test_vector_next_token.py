@@ -85,7 +85,8 @@ def test_autoreset_step_ignores_action(tiny_corpus):
     assert truncated.all()
     _, rewards, terminated, truncated, infos = vec.step(np.array([2, 2]))
     assert (rewards == 0).all()
-    assert not terminated.any() and not truncated.any()
+    assert not terminated.any()
+    assert not truncated.any()
     assert not infos["_target"].any()
 
 
